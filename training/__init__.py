@@ -1,0 +1,1 @@
+"""Training pipelines for the product-group classifier and the price model."""
