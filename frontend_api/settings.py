@@ -1,0 +1,97 @@
+"""Facade settings, read from environment variables with the prefix FPS_."""
+
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# The H&M price schema, the one the bundled demo models are trained on. It is the
+# only schema with a product_group field, so the classifier's output can feed it.
+HM_PRICE_FIELDS: tuple[str, ...] = (
+    "name",
+    "description",
+    "product_type",
+    "product_group",
+    "colour",
+    "department",
+    "index_name",
+    "garment_group",
+    "graphical_appearance",
+)
+
+# 10 MiB, the same value as TorchServe's max_request_size in the generated config.properties.
+DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Facade configuration. Each field is read from FPS_<FIELD NAME IN UPPER CASE>."""
+
+    model_config = SettingsConfigDict(env_prefix="FPS_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address the facade listens on.")
+    port: int = Field(8000, ge=0, le=65535, description="Port the facade listens on (0 picks a free port).")
+
+    torchserve_inference_url: str = Field(
+        "http://127.0.0.1:8080", description="Base URL of TorchServe's inference API."
+    )
+    torchserve_management_url: str = Field(
+        "http://127.0.0.1:8081", description="Base URL of TorchServe's management API, used by /readyz."
+    )
+    torchserve_inference_key: SecretStr | None = Field(
+        None, description="TorchServe inference key (key_file.json); unset when token authorization is off."
+    )
+    torchserve_management_key: SecretStr | None = Field(
+        None, description="TorchServe management key, used only to describe models for /readyz."
+    )
+    classifier_model: str = Field("fashion_classifier", description="TorchServe name of the image classifier.")
+    price_model: str = Field("price_regressor", description="TorchServe name of the price model.")
+    price_fields: Annotated[tuple[str, ...], NoDecode] = Field(
+        HM_PRICE_FIELDS,
+        description=(
+            "Comma-separated input fields of the served price model (its manifest's fields). "
+            "The facade sends only these fields, because the price handler rejects unknown ones."
+        ),
+    )
+
+    connect_timeout_s: float = Field(1.0, gt=0, description="Timeout in seconds for opening a connection to TorchServe.")
+    read_timeout_s: float = Field(30.0, gt=0, description="Timeout in seconds for a TorchServe response.")
+    max_connections: int = Field(64, ge=1, description="Size of the connection pool to TorchServe.")
+    retry_after_s: int = Field(1, ge=0, description="Value of the Retry-After header on 503 responses, in seconds.")
+
+    max_upload_bytes: int = Field(
+        DEFAULT_MAX_UPLOAD_BYTES,
+        ge=1024,
+        description=(
+            "Maximum request body in bytes. Keep it at or below TorchServe's max_request_size, "
+            "so every accepted image also fits TorchServe's limit."
+        ),
+    )
+    max_price_items: int = Field(64, ge=1, description="Maximum number of items in one /v1/price request.")
+
+    log_level: str = Field("INFO", description="Log level of the facade's loggers (DEBUG, INFO, WARNING, ...).")
+    log_format: Literal["text", "json"] = Field("text", description="Log line format: text or json.")
+
+    @field_validator("price_fields", mode="before")
+    @classmethod
+    def _split_price_fields(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    @field_validator("price_fields")
+    @classmethod
+    def _require_price_fields(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("FPS_PRICE_FIELDS is empty; set it to the price model's field names, e.g. 'name,description'")
+        return value
+
+    @field_validator("torchserve_inference_key", "torchserve_management_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: object) -> object:
+        # An empty FPS_..._KEY means "no key" (token authorization off), not an empty Bearer token.
+        return None if value == "" else value
+
+    @field_validator("torchserve_inference_url", "torchserve_management_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
