@@ -75,7 +75,7 @@ def decode_base64_image(text: str) -> bytes:
     try:
         image = base64.b64decode(compact, validate=True)
     except ValueError as error:
-        # binascii.Error (bad padding or alphabet) is a ValueError; non-ASCII text raises a plain ValueError.
+        # binascii.Error (bad padding or alphabet) is a ValueError, and non-ASCII text raises a plain ValueError.
         raise InvalidInput(
             IMAGE_BASE64_FIELD, f"not valid base64 ({error}); encode the file with standard base64, e.g. `base64 -w0 photo.jpg`"
         ) from error
