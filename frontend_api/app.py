@@ -6,15 +6,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Body, FastAPI, Request, Response
+from fastapi import Body, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from frontend_api import pipeline
 from frontend_api.errors import InvalidInput, install_error_handlers
-from frontend_api.inputs import IMAGE_BASE64_FIELD, IMAGE_FIELD, read_classify_request, read_predict_request
+from frontend_api.inputs import (
+    IMAGE_BASE64_FIELD,
+    IMAGE_FIELD,
+    read_classify_request,
+    read_predict_request,
+    require_json,
+)
 from frontend_api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from frontend_api.metrics import Metrics
-from frontend_api.middleware import ContentLengthLimitMiddleware, RequestContextMiddleware
+from frontend_api.middleware import ConcurrencyLimitMiddleware, ContentLengthLimitMiddleware, RequestContextMiddleware
 from frontend_api.schemas import (
     ClassifyJsonRequest,
     ClassifyResponse,
@@ -102,9 +108,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # of the body is read. Each POST route's max_body_size counts the bytes of a body
     # without Content-Length as they stream in. FastAPI's app-wide max_body_size is not
     # used, because it responds with plain text from outside the middleware.
-    # The last middleware added runs first, so request bookkeeping wraps the size check.
+    # The last middleware added runs first, so request bookkeeping wraps the admission
+    # check, and the admission check runs before the size check reads anything.
     app.add_middleware(
         ContentLengthLimitMiddleware, max_upload_bytes=settings.max_upload_bytes, retry_after_s=settings.retry_after_s
+    )
+    app.add_middleware(
+        ConcurrencyLimitMiddleware, max_in_flight=settings.max_concurrent_requests, retry_after_s=settings.retry_after_s
     )
     app.add_middleware(RequestContextMiddleware, metrics=metrics, retry_after_s=settings.retry_after_s)
 
@@ -151,6 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=_ERROR_RESPONSES,
         summary="Suggest prices",
         max_body_size=settings.max_upload_bytes,
+        dependencies=[Depends(require_json)],
     )
     async def price(request: Request, payload: Annotated[PriceRequest, Body()]) -> PriceResponse:
         """Take one product (a JSON object) or several (a JSON array); return one price per product, in order."""

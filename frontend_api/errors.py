@@ -54,6 +54,16 @@ class PayloadTooLarge(FacadeError):
         )
 
 
+class Overloaded(FacadeError):
+    """The facade already has FPS_MAX_CONCURRENT_REQUESTS model requests in flight."""
+
+    def __init__(self, limit: int, retry_after_s: int):
+        super().__init__(
+            f"The service is at capacity ({limit} requests in flight, FPS_MAX_CONCURRENT_REQUESTS); "
+            f"retry after {retry_after_s} s."
+        )
+
+
 class UpstreamError(FacadeError):
     """A call to a TorchServe model failed; `model` and `call` name which one."""
 
@@ -98,6 +108,7 @@ ERROR_TABLE: dict[type[BaseException], ErrorKind] = {
     RequestValidationError: ErrorKind(422, "invalid_input"),
     UnsupportedMediaType: ErrorKind(415, "unsupported_media_type"),
     PayloadTooLarge: ErrorKind(413, "payload_too_large"),
+    Overloaded: ErrorKind(503, "overloaded", retry_after=True, log_level=logging.WARNING),
     UpstreamRejected: ErrorKind(None, "rejected_by_model"),
     ModelUnavailable: ErrorKind(503, "model_unavailable", retry_after=True, log_level=logging.WARNING),
     UpstreamTimeout: ErrorKind(504, "upstream_timeout", log_level=logging.WARNING),

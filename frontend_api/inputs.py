@@ -85,6 +85,21 @@ def decode_base64_image(text: str) -> bytes:
     return image
 
 
+def require_json(request: Request) -> None:
+    """Reject a /v1/price request whose Content-Type is not JSON, before FastAPI parses the body.
+
+    Without this check, curl's default form encoding reaches the body validator and
+    gets a 422 that says the body is not an object, which hides the real mistake.
+    """
+    media_type = _media_type(request)
+    if media_type != "application/json":
+        received = media_type or "no Content-Type"
+        raise UnsupportedMediaType(
+            f"Unsupported Content-Type '{received}'. Send the product (a JSON object) or products "
+            "(a JSON array) with 'Content-Type: application/json'."
+        )
+
+
 def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 

@@ -1,4 +1,4 @@
-"""The facade's ASGI middleware: per-request bookkeeping and the early upload size check."""
+"""The facade's ASGI middleware: per-request bookkeeping, admission control and the early upload size check."""
 
 import logging
 import time
@@ -6,7 +6,7 @@ import time
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from frontend_api.errors import PayloadTooLarge, error_response
+from frontend_api.errors import Overloaded, PayloadTooLarge, error_response
 from frontend_api.logs import REQUEST_ID, new_request_id
 from frontend_api.metrics import Metrics
 
@@ -106,6 +106,39 @@ class ContentLengthLimitMiddleware:
 
         response = error_response(PayloadTooLarge(self.max_upload_bytes, declared), self.retry_after_s)
         await response(scope, receive, send)
+
+
+class ConcurrencyLimitMiddleware:
+    """Reject a /v1/ request with an immediate 503 when `max_in_flight` of them are already running.
+
+    Without a cap, a burst far above capacity makes every request wait for the event
+    loop and the connection pool until its timeouts fire, so a large burst was answered
+    with 503s only after tens of seconds. Rejecting at admission, before the body is
+    read, keeps the answer fast and leaves the admitted requests their full capacity.
+    The counter needs no lock because all requests run on one event loop.
+    """
+
+    def __init__(self, app: ASGIApp, max_in_flight: int, retry_after_s: int):
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.retry_after_s = retry_after_s
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+
+        if self.in_flight >= self.max_in_flight:
+            response = error_response(Overloaded(self.max_in_flight, self.retry_after_s), self.retry_after_s)
+            await response(scope, receive, send)
+            return
+
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -9,16 +9,30 @@ its handler rejects unknown fields. The response lists the other fields as ignor
 import asyncio
 import time
 
-from frontend_api.schemas import ClassifyResponse, PredictResponse, PriceResponse, ProductText, Timing
+from frontend_api.schemas import (
+    PRICED_DESCRIPTION_CHARS,
+    ClassifyResponse,
+    PredictResponse,
+    PriceResponse,
+    ProductText,
+    Timing,
+)
 from frontend_api.upstream import Classification, Pricing, TorchServeClient
 
 
-def split_price_fields(text: ProductText, price_fields: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
-    """Return the given fields the price model reads, and the names of the given fields it does not read."""
+def split_price_fields(
+    text: ProductText, price_fields: tuple[str, ...]
+) -> tuple[dict[str, str], list[str], list[str]]:
+    """Return the fields the price model reads, the names of those it does not read, and the truncated ones."""
     given = text.model_dump(exclude_none=True)
     used = {name: value for name, value in given.items() if name in price_fields}
     ignored = sorted(name for name in given if name not in price_fields)
-    return used, ignored
+
+    truncated = []
+    if len(used.get("description", "")) > PRICED_DESCRIPTION_CHARS:
+        used["description"] = used["description"][:PRICED_DESCRIPTION_CHARS]
+        truncated.append("description")
+    return used, ignored, truncated
 
 
 async def predict(
@@ -26,7 +40,7 @@ async def predict(
 ) -> PredictResponse:
     """Classify the photo and price the product, chaining or overlapping the two calls."""
     started = time.perf_counter()
-    item, ignored = split_price_fields(text, price_fields)
+    item, ignored, truncated = split_price_fields(text, price_fields)
 
     if text.product_group is not None:
         classification, pricing = await _classify_and_price_concurrently(client, image, item, request_id)
@@ -46,6 +60,7 @@ async def predict(
         product_group=product_group,
         product_group_source=source,
         ignored_fields=ignored,
+        truncated_fields=truncated,
         model_versions={
             client.classifier_model: classification.model_version,
             client.price_model: price.model_version,
@@ -90,16 +105,19 @@ async def price(
     started = time.perf_counter()
     items = []
     ignored: set[str] = set()
+    truncated: set[str] = set()
     for text in texts:
-        item, item_ignored = split_price_fields(text, price_fields)
+        item, item_ignored, item_truncated = split_price_fields(text, price_fields)
         items.append(item)
         ignored.update(item_ignored)
+        truncated.update(item_truncated)
 
     pricing = await client.price(items, request_id)
     return PriceResponse(
         request_id=request_id,
         prices=pricing.prices,
         ignored_fields=sorted(ignored),
+        truncated_fields=sorted(truncated),
         timing=Timing(total_ms=_elapsed_ms(started), price_ms=pricing.elapsed_ms),
     )
 

@@ -5,10 +5,17 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 # Upper bounds that keep one request small. The price handler enforces its own,
-# usually tighter, per-field limits from the model manifest and rejects longer text.
+# usually tighter, per-field limits from the model manifest and rejects longer text,
+# except the description, which the facade truncates (PRICED_DESCRIPTION_CHARS).
 MAX_NAME_CHARS = 500
-MAX_TEXT_CHARS = 10_000
+MAX_TEXT_CHARS = 200_000
 MAX_CATEGORY_CHARS = 200
+
+# The description characters the price models read: every price schema written by
+# training/price sets the description's max_length to 20,000. A longer description
+# is cut to this length, because its tail adds little to TF-IDF features, and the
+# response lists the field under `truncated_fields`.
+PRICED_DESCRIPTION_CHARS = 20_000
 
 
 def _category(description: str) -> Any:
@@ -136,6 +143,9 @@ class PredictResponse(BaseModel):
     product_group: str = Field(..., description="The product group the price model received.")
     product_group_source: Literal["request", "classifier"]
     ignored_fields: list[str] = Field(..., description="Request fields that the served price model does not use.")
+    truncated_fields: list[str] = Field(
+        default_factory=list, description="Request fields cut to the length the price model reads (the description)."
+    )
     model_versions: dict[str, str] = Field(..., description="Model name to version, for both models.")
     timing: Timing
 
@@ -155,6 +165,9 @@ class PriceResponse(BaseModel):
     request_id: str
     prices: list[Price]
     ignored_fields: list[str] = Field(..., description="Request fields that the served price model does not use.")
+    truncated_fields: list[str] = Field(
+        default_factory=list, description="Request fields cut to the length the price model reads (the description)."
+    )
     timing: Timing
 
 

@@ -66,6 +66,14 @@ class Settings(BaseSettings):
             "so every accepted image also fits TorchServe's limit."
         ),
     )
+    max_concurrent_requests: int = Field(
+        64,
+        ge=1,
+        description=(
+            "Maximum number of /v1/ requests in flight; one more gets an immediate 503 with Retry-After "
+            "instead of waiting in a queue it would time out in."
+        ),
+    )
     max_price_items: int = Field(64, ge=1, description="Maximum number of items in one /v1/price request.")
 
     log_level: str = Field("INFO", description="Log level of the facade's loggers (DEBUG, INFO, WARNING, ...).")

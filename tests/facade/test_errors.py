@@ -287,3 +287,16 @@ def test_failed_upstream_calls_are_counted(product, down_client):
 
     assert 'fps_upstream_requests_total{call="price",model="price_regressor",outcome="unavailable"}' in metrics
     assert 'fps_http_requests_total{endpoint="/v1/price",method="POST",status="503"}' in metrics
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Content-Type": "application/x-www-form-urlencoded"}, {"Content-Type": "text/plain"}],
+    ids=["form-encoded", "text-plain"],
+)
+def test_price_with_non_json_content_type_is_415(headers, facade_client):
+    response = facade_client.post("/v1/price", content=b'{"name": "a", "description": "x"}', headers=headers)
+
+    assert response.status_code == 415, response.text
+    assert response.json()["error"] == "unsupported_media_type"
+    assert "application/json" in response.json()["message"]

@@ -1,8 +1,9 @@
 """Awkward and invalid product text through the facade against the session's TorchServe.
 
 Valid but awkward text (empty, emoji, accents, number-like strings) gets 200 with a
-finite, non-negative price. Wrong JSON types, unknown fields and over-long text get a
-4xx that names the field. No case may produce a 5xx or restart the price worker.
+finite, non-negative price; so does a 100 KB description, which the facade truncates.
+Wrong JSON types, unknown fields and over-long names or categories get a 4xx that
+names the field. No case may produce a 5xx or restart the price worker.
 """
 
 import json
@@ -11,7 +12,7 @@ import math
 import pytest
 
 from frontend_api.archives import read_archive_manifest
-from frontend_api.schemas import MAX_TEXT_CHARS
+from frontend_api.schemas import MAX_TEXT_CHARS, PRICED_DESCRIPTION_CHARS
 from tests.hardening.conftest import CLASSIFIER, PRICE_MODEL, assert_no_stack_trace, worker_pids
 
 HUNDRED_KB = 100 * 1024
@@ -136,8 +137,16 @@ def test_whitespace_name_is_4xx(product_fields, facade_client):
     assert "'name'" in response.json()["message"]
 
 
-def test_100kb_description_is_422(product_fields, facade_client):
+def test_100kb_description_is_truncated(product_fields, price_field_limits, facade_client):
     response = facade_client.post("/v1/price", json={**product_fields, "description": "soft cotton " * (HUNDRED_KB // 12)})
+
+    assert_valid_price(response)
+    assert response.json()["truncated_fields"] == ["description"]
+    assert price_field_limits["description"] >= PRICED_DESCRIPTION_CHARS
+
+
+def test_description_over_facade_limit_is_422(product_fields, facade_client):
+    response = facade_client.post("/v1/price", json={**product_fields, "description": "x" * (MAX_TEXT_CHARS + 1)})
 
     assert response.status_code == 422, response.text
     assert field_names(response) == ["description"]
@@ -202,13 +211,14 @@ def test_predict_form_with_awkward_text(case, photo_bytes, product_fields, facad
     assert price >= 0, price
 
 
-def test_predict_form_with_100kb_description_is_4xx(photo_bytes, product_fields, facade_client):
+def test_predict_form_with_100kb_description_is_200(photo_bytes, product_fields, facade_client):
     text = {**product_fields, "description": "soft cotton " * (HUNDRED_KB // 12)}
 
     response = facade_client.post("/v1/predict", files={"image": ("photo.jpg", photo_bytes, "image/jpeg")}, data=text)
 
-    assert 400 <= response.status_code < 500, response.text
-    assert_no_stack_trace(response)
+    assert response.status_code == 200, response.text
+    assert response.json()["truncated_fields"] == ["description"]
+    assert response.json()["price"]["value"] >= 0
 
 
 def test_predict_json_with_wrong_types_is_422(photo_bytes, product_fields, facade_client):
