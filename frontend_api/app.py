@@ -134,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         `product_group` the classifier's label is passed to the price model.
         """
         image, text = await read_predict_request(request)
+        pipeline.check_product_group(text, settings.product_groups)
         result = await pipeline.predict(
             request.app.state.client, settings.price_fields, image, text, request.state.request_id
         )
@@ -166,6 +167,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def price(request: Request, payload: Annotated[PriceRequest, Body()]) -> PriceResponse:
         """Take one product (a JSON object) or several (a JSON array); return one price per product, in order."""
         texts = payload if isinstance(payload, list) else [payload]
+        for text in texts:
+            pipeline.check_product_group(text, settings.product_groups)
         if not texts:
             raise InvalidInput("body", "the list is empty; send at least one product")
         if len(texts) > settings.max_price_items:

@@ -9,6 +9,7 @@ its handler rejects unknown fields. The response lists the other fields as ignor
 import asyncio
 import time
 
+from frontend_api.errors import InvalidInput
 from frontend_api.schemas import (
     PRICED_DESCRIPTION_CHARS,
     ClassifyResponse,
@@ -18,6 +19,16 @@ from frontend_api.schemas import (
     Timing,
 )
 from frontend_api.upstream import Classification, Pricing, TorchServeClient
+
+
+def check_product_group(text: ProductText, product_groups: tuple[str, ...]) -> None:
+    """Raise InvalidInput when the request names a product group the classifier does not know."""
+    if text.product_group is not None and text.product_group not in product_groups:
+        raise InvalidInput(
+            "product_group",
+            f"{text.product_group!r} is not a known product group; use one of {list(product_groups)} "
+            "or leave the field out (FPS_PRODUCT_GROUPS sets the list)",
+        )
 
 
 def split_price_fields(

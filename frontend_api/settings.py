@@ -19,6 +19,21 @@ HM_PRICE_FIELDS: tuple[str, ...] = (
     "graphical_appearance",
 )
 
+# The classifier's labels: H&M's nine product groups with 1,000 or more articles, as
+# every model trained by this project's CLI outputs them. The facade keeps its own
+# copy because the serving image carries no training code.
+HM_PRODUCT_GROUPS: tuple[str, ...] = (
+    "Garment Upper body",
+    "Garment Lower body",
+    "Garment Full body",
+    "Accessories",
+    "Underwear",
+    "Shoes",
+    "Swimwear",
+    "Socks & Tights",
+    "Nightwear",
+)
+
 # 10 MiB, the same value as TorchServe's max_request_size in the generated config.properties.
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 
@@ -53,6 +68,14 @@ class Settings(BaseSettings):
         ),
     )
 
+    product_groups: Annotated[tuple[str, ...], NoDecode] = Field(
+        HM_PRODUCT_GROUPS,
+        description=(
+            "Comma-separated product groups a request may name in product_group (the classifier's labels). "
+            "Any other value gets 422, because a misspelt group would silently change the price."
+        ),
+    )
+
     connect_timeout_s: float = Field(1.0, gt=0, description="Timeout in seconds for opening a connection to TorchServe.")
     read_timeout_s: float = Field(30.0, gt=0, description="Timeout in seconds for a TorchServe response.")
     max_connections: int = Field(64, ge=1, description="Size of the connection pool to TorchServe.")
@@ -79,7 +102,7 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Log level of the facade's loggers (DEBUG, INFO, WARNING, ...).")
     log_format: Literal["text", "json"] = Field("text", description="Log line format: text or json.")
 
-    @field_validator("price_fields", mode="before")
+    @field_validator("price_fields", "product_groups", mode="before")
     @classmethod
     def _split_price_fields(cls, value: object) -> object:
         if isinstance(value, str):

@@ -300,3 +300,12 @@ def test_price_with_non_json_content_type_is_415(headers, facade_client):
     assert response.status_code == 415, response.text
     assert response.json()["error"] == "unsupported_media_type"
     assert "application/json" in response.json()["message"]
+
+
+@pytest.mark.parametrize("group", ["Spaceships", "Garment upper body"], ids=["unknown", "wrong-case"])
+def test_unknown_product_group_is_422(group, facade_client):
+    response = facade_client.post("/v1/price", json={"name": "Sweater", "description": "", "product_group": group})
+
+    assert response.status_code == 422, response.text
+    assert response.json()["fields"][0]["field"] == "product_group"
+    assert "Garment Upper body" in response.json()["message"]
