@@ -9,6 +9,7 @@ worker's sys.path, so the handler imports its siblings as top-level modules.
 import copy
 import json
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -167,7 +168,11 @@ def _validate_config(config: dict) -> None:
 
 def _run_archiver(command: list[str]) -> None:
     logger.debug("Running %s", " ".join(command))
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    # torch-model-archiver 0.12 stages files in $TMPDIR/<model name>, so two builds of the
+    # same model at once would delete each other's files; each build gets its own TMPDIR.
+    with tempfile.TemporaryDirectory(prefix="model-archiver-") as staging:
+        environment = {**os.environ, "TMPDIR": staging}
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, env=environment)
     if result.returncode != 0:
         raise ArchiveError(
             f"torch-model-archiver exited with status {result.returncode}:\n{result.stderr.strip() or result.stdout.strip()}"
