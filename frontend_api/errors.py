@@ -90,6 +90,14 @@ class UpstreamFailed(UpstreamError):
     """TorchServe responded with an error that is not the client's fault, or with an unreadable body."""
 
 
+class WorkerFailed(UpstreamFailed):
+    """TorchServe answered with a 5xx, typically because the model's worker died mid-batch.
+
+    TorchServe starts a new worker on its own, so unlike a rejected key or an
+    unreadable body the same request is likely to succeed a few seconds later.
+    """
+
+
 @dataclass(frozen=True)
 class ErrorKind:
     """The HTTP response to one exception class. A status of None means the exception's own status code."""
@@ -113,6 +121,7 @@ ERROR_TABLE: dict[type[BaseException], ErrorKind] = {
     ModelUnavailable: ErrorKind(503, "model_unavailable", retry_after=True, log_level=logging.WARNING),
     UpstreamTimeout: ErrorKind(504, "upstream_timeout", log_level=logging.WARNING),
     UpstreamFailed: ErrorKind(502, "upstream_failed", log_level=logging.ERROR),
+    WorkerFailed: ErrorKind(502, "upstream_failed", retry_after=True, log_level=logging.ERROR),
     StarletteHTTPException: ErrorKind(None, "http_error"),
     Exception: ErrorKind(500, "internal_error", log_level=logging.ERROR),
 }

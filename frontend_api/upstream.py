@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 import httpx
 
-from frontend_api.errors import ModelUnavailable, UpstreamError, UpstreamFailed, UpstreamRejected, UpstreamTimeout
+from frontend_api.errors import (
+    ModelUnavailable,
+    UpstreamError,
+    UpstreamFailed,
+    UpstreamRejected,
+    UpstreamTimeout,
+    WorkerFailed,
+)
 from frontend_api.metrics import Metrics
 from frontend_api.schemas import Category, LabelProbability, ModelReadiness, Price
 from frontend_api.settings import Settings
@@ -35,6 +42,7 @@ _OUTCOME_BY_ERROR = {
     ModelUnavailable: "unavailable",
     UpstreamTimeout: "timeout",
     UpstreamFailed: "failed",
+    WorkerFailed: "failed",
 }
 
 
@@ -197,6 +205,14 @@ def _check_response(response: httpx.Response, model: str, call: str) -> object:
         )
     if status in TIMEOUT_STATUSES:
         raise UpstreamTimeout(f"Model '{model}' timed out on TorchServe ({status}: {detail}).", model, call, status)
+    if status >= 500:
+        raise WorkerFailed(
+            f"Model '{model}' failed on TorchServe ({status}: {detail}); TorchServe restarts failed workers, "
+            "so retry later.",
+            model,
+            call,
+            status,
+        )
     raise UpstreamFailed(f"Model '{model}' failed on TorchServe ({status}: {detail}).", model, call, status)
 
 
