@@ -119,7 +119,10 @@ ERROR_TABLE: dict[type[BaseException], ErrorKind] = {
     Overloaded: ErrorKind(503, "overloaded", retry_after=True, log_level=logging.WARNING),
     UpstreamRejected: ErrorKind(None, "rejected_by_model"),
     ModelUnavailable: ErrorKind(503, "model_unavailable", retry_after=True, log_level=logging.WARNING),
-    UpstreamTimeout: ErrorKind(504, "upstream_timeout", log_level=logging.WARNING),
+    # TorchServe 0.12 can drop the jobs of a batch whose worker was killed without ever
+    # answering them; the facade's read timeout then ends them as 504, and Retry-After
+    # tells the client that the replacement worker will likely serve a retry.
+    UpstreamTimeout: ErrorKind(504, "upstream_timeout", retry_after=True, log_level=logging.WARNING),
     UpstreamFailed: ErrorKind(502, "upstream_failed", log_level=logging.ERROR),
     WorkerFailed: ErrorKind(502, "upstream_failed", retry_after=True, log_level=logging.ERROR),
     StarletteHTTPException: ErrorKind(None, "http_error"),

@@ -62,3 +62,4 @@ def test_read_timeout_is_504(misconfigured_facade, sample_products):
 
     assert response.status_code == 504, response.text
     assert response.json()["error"] == "upstream_timeout"
+    assert response.headers["Retry-After"] == "1"

@@ -63,7 +63,9 @@ def test_worker_kill_recovers_without_facade_restart(stack, photos):
     )
 
     assert result["failures_before_kill"] == 0, result
-    assert set(result["outcomes"]) <= {"HTTP 200", "HTTP 502", "HTTP 503"}, result["outcomes"]
+    # 504 comes from the facade's read timeout, for jobs that TorchServe dropped with
+    # the killed worker and never answered; Retry-After is checked on it as on the others.
+    assert set(result["outcomes"]) <= {"HTTP 200", "HTTP 502", "HTTP 503", "HTTP 504"}, result["outcomes"]
     # A transport failure here is the client's own timeout: a request that hung.
     assert result["transport_failures"] == 0, result
     assert all(failure["retry_after"] == str(RETRY_AFTER_S) for failure in result["failed_requests"]), result

@@ -216,7 +216,9 @@ def test_facade_logs_no_image_text_or_keys(facade, facade_client, torchserve, ph
         headers = {"X-Request-ID": request_id, "Authorization": f"Bearer {client_secret}"}
         facade_client.post(path, headers=headers, **body)
 
-    log = facade.log_path.read_text(encoding="utf-8", errors="replace")[log_offset:]
+    # Slice the bytes, not the text: earlier tests log non-ASCII text, so a byte offset
+    # used as a character index would skip the first lines of this test.
+    log = facade.log_path.read_bytes()[log_offset:].decode("utf-8", errors="replace")
     for request_id in request_ids:
         assert request_id in log, f"no log line for request {request_id}, so this check reads the wrong log"
     assert marker not in log
