@@ -10,23 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from training.data import REPO_ROOT, image_table, read_articles, resolve_data_root
+from training.price.adapters import HM_COLUMNS
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_ROOT = REPO_ROOT / "training" / "sample"
 
 # H&M articles.csv columns behind the price model's canonical text fields.
-HM_TEXT_COLUMNS: dict[str, str] = {
-    "name": "prod_name",
-    "description": "detail_desc",
-    "product_type": "product_type_name",
-    "product_group": "product_group_name",
-    "colour": "colour_group_name",
-    "department": "department_name",
-    "index_name": "index_name",
-    "garment_group": "garment_group_name",
-    "graphical_appearance": "graphical_appearance_name",
-}
+HM_TEXT_COLUMNS: dict[str, str] = HM_COLUMNS
 
 
 @dataclass(frozen=True)

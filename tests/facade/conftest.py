@@ -8,19 +8,10 @@ import pytest
 
 from training.data import image_table, read_articles
 from training.labels import PRODUCT_GROUPS
+from training.price.adapters import HM_COLUMNS
 
 # H&M articles.csv columns for the canonical price fields of the H&M schema.
-HM_PRICE_COLUMNS = {
-    "name": "prod_name",
-    "description": "detail_desc",
-    "product_type": "product_type_name",
-    "product_group": "product_group_name",
-    "colour": "colour_group_name",
-    "department": "department_name",
-    "index_name": "index_name",
-    "garment_group": "garment_group_name",
-    "graphical_appearance": "graphical_appearance_name",
-}
+HM_PRICE_COLUMNS = HM_COLUMNS
 
 
 @dataclass(frozen=True)
