@@ -91,7 +91,7 @@ class UpstreamFailed(UpstreamError):
 
 
 class WorkerFailed(UpstreamFailed):
-    """TorchServe answered with a 5xx, typically because the model's worker died mid-batch.
+    """TorchServe responded with a 5xx, typically because the model's worker died mid-batch.
 
     TorchServe starts a new worker on its own, so unlike a rejected key or an
     unreadable body the same request is likely to succeed a few seconds later.
@@ -120,7 +120,7 @@ ERROR_TABLE: dict[type[BaseException], ErrorKind] = {
     UpstreamRejected: ErrorKind(None, "rejected_by_model"),
     ModelUnavailable: ErrorKind(503, "model_unavailable", retry_after=True, log_level=logging.WARNING),
     # TorchServe 0.12 can drop the jobs of a batch whose worker was killed without ever
-    # answering them; the facade's read timeout then ends them as 504, and Retry-After
+    # sending a response; the facade's read timeout then ends them as 504, and Retry-After
     # tells the client that the replacement worker will likely serve a retry.
     UpstreamTimeout: ErrorKind(504, "upstream_timeout", retry_after=True, log_level=logging.WARNING),
     UpstreamFailed: ErrorKind(502, "upstream_failed", log_level=logging.ERROR),

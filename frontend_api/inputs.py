@@ -89,7 +89,7 @@ def require_json(request: Request) -> None:
     """Reject a /v1/price request whose Content-Type is not JSON, before FastAPI parses the body.
 
     Without this check, curl's default form encoding reaches the body validator and
-    gets a 422 that says the body is not an object, which hides the real mistake.
+    gets a 422 stating that the body is not an object, which hides the real mistake.
     """
     media_type = _media_type(request)
     if media_type != "application/json":

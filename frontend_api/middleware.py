@@ -112,8 +112,8 @@ class ConcurrencyLimitMiddleware:
     """Reject a /v1/ request with an immediate 503 when `max_in_flight` of them are already running.
 
     Without a cap, a burst far above capacity makes every request wait for the event
-    loop and the connection pool until its timeouts fire, so a large burst was answered
-    with 503s only after tens of seconds. Rejecting at admission, before the body is
+    loop and the connection pool until its timeouts fire, so a large burst got
+    its 503s only after tens of seconds. Rejecting at admission, before the body is
     read, keeps the answer fast and leaves the admitted requests their full capacity.
     The counter needs no lock because all requests run on one event loop.
     """

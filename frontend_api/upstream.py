@@ -117,7 +117,7 @@ class TorchServeClient:
     async def describe(self, model: str, request_id: str) -> ModelReadiness:
         """Ask the management API for the model's workers; ready when one of them is READY.
 
-        Never raises: a failed call is reported as not ready with the reason.
+        A transport error or an error status is returned as not ready with the reason, not raised.
         """
         url = f"{self._settings.torchserve_management_url}/models/{model}"
         headers = self._headers(self._settings.torchserve_management_key, request_id)

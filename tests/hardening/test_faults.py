@@ -64,7 +64,7 @@ def test_worker_kill_recovers_without_facade_restart(stack, photos):
 
     assert result["failures_before_kill"] == 0, result
     # 504 comes from the facade's read timeout, for jobs that TorchServe dropped with
-    # the killed worker and never answered; Retry-After is checked on it as on the others.
+    # the killed worker and never responded to. Retry-After is checked on it as on the others.
     assert set(result["outcomes"]) <= {"HTTP 200", "HTTP 502", "HTTP 503", "HTTP 504"}, result["outcomes"]
     # A transport failure here is the client's own timeout: a request that hung.
     assert result["transport_failures"] == 0, result
