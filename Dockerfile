@@ -114,6 +114,7 @@ WORKDIR /app
 COPY frontend_api/ frontend_api/
 COPY model_store/*.py model_store/
 COPY model_store/config/ model_store/config/
+COPY model_store/worker_site/ model_store/worker_site/
 COPY deploy/entrypoint.py deploy/entrypoint.py
 COPY --from=models /archives/ model_store/
 

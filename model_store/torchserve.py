@@ -10,6 +10,11 @@ Lifecycle: `start()` launches `torchserve --start --foreground` (the Python laun
 which runs the Java frontend as its child) and waits until every model has a READY
 worker. `stop()` terminates the Java frontend by pid, which stops the Python workers,
 and kills any process of the instance that is still alive after the timeout.
+
+The processes get `worker_site/` first on PYTHONPATH: its sitecustomize.py defers
+torch's import, which TorchServe's worker would otherwise pay for at start although
+the ONNX Runtime handlers never use it (see that file; FPS_TS_LAZY_TORCH=false turns
+it off).
 """
 
 import dataclasses
@@ -32,6 +37,8 @@ logger = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL_STORE = PACKAGE_DIR
 DEFAULT_WORK_DIR = PACKAGE_DIR / "build" / "torchserve"
+# Contains the sitecustomize.py that keeps torch out of the workers until a handler uses it.
+WORKER_SITE_DIR = PACKAGE_DIR / "worker_site"
 MODEL_NAMES = ("fashion_classifier", "price_regressor")
 
 CONFIG_NAME = "config.properties"
@@ -235,7 +242,7 @@ class TorchServe:
             "--ts-config", str(config_path),
             "--model-store", str(Path(self.config.model_store).resolve()),
         ]  # fmt: skip
-        env = {**os.environ, "TMPDIR": str(temp_dir), "TEMP": str(temp_dir)}
+        env = {**os.environ, "TMPDIR": str(temp_dir), "TEMP": str(temp_dir), "PYTHONPATH": _worker_pythonpath()}
         with open(self.work_dir / LOG_NAME, "wb") as log:
             process = subprocess.Popen(
                 command, cwd=self.work_dir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=detach
@@ -381,6 +388,14 @@ def _signal(process: psutil.Process, action: str) -> None:
         getattr(process, action)()
     except psutil.NoSuchProcess:
         pass
+
+
+def _worker_pythonpath() -> str:
+    """PYTHONPATH for TorchServe's processes: worker_site first, then the caller's entries."""
+    entries = [str(WORKER_SITE_DIR)]
+    if os.environ.get("PYTHONPATH"):
+        entries.append(os.environ["PYTHONPATH"])
+    return os.pathsep.join(entries)
 
 
 def _escape_property(value: object) -> str:

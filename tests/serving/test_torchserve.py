@@ -11,12 +11,14 @@ import numpy as np
 import onnxruntime as ort
 import psutil
 import pytest
+import yaml
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.handlers import awkward_images as awkward
 from training.transforms import eval_transform
 
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "model_store" / "config"
 CONCURRENT_REQUESTS = 32
 CLIENT_THREADS = 16
 
@@ -68,11 +70,12 @@ def post_concurrently(client, bodies: list[bytes], path: str = "/predictions/fas
 
 
 def test_models_ready_with_archive_settings(torchserve):
-    for model, batch_size in (("fashion_classifier", 8), ("price_regressor", 16)):
+    for model in ("fashion_classifier", "price_regressor"):
+        expected = yaml.safe_load((CONFIG_DIR / f"{model}.yaml").read_text())["cpu"]
         description = torchserve.describe(model)[0]
         assert [worker["status"] for worker in description["workers"]] == ["READY"]
-        assert description["batchSize"] == batch_size
-        assert description["maxBatchDelay"] == 5
+        assert description["batchSize"] == expected["batchSize"]
+        assert description["maxBatchDelay"] == expected["maxBatchDelay"]
 
 
 def test_stored_photo_matches_training_path(client, demo_models, manifest, photos):
@@ -226,3 +229,20 @@ def test_listeners_bound_to_loopback(torchserve):
     addresses = {ipaddress.ip_address(conn.laddr.ip) for conn in listening}
     ipv4 = {address.ipv4_mapped or address for address in addresses}
     assert ipv4 == {ipaddress.ip_address("127.0.0.1")}
+
+
+def test_workers_answer_without_loading_torch(torchserve, client, photos):
+    # model_store/worker_site/sitecustomize.py defers TorchServe's `import torch`; the
+    # ONNX Runtime handlers must answer without anything loading it after all.
+    assert client.post("/predictions/fashion_classifier", content=photos[0].read_bytes()).status_code == 200
+    assert client.post("/predictions/price_regressor", json={"name": "Rebecca shirt"}).status_code == 200
+
+    workers = [process for process in torchserve.launcher.children(recursive=True) if is_worker(process)]
+    assert len(workers) == 2
+    for worker in workers:
+        libraries = {Path(region.path).name for region in worker.memory_maps()}
+        assert not any(name.startswith("libtorch") for name in libraries), f"worker {worker.pid} loaded torch"
+
+
+def is_worker(process: psutil.Process) -> bool:
+    return any(part.endswith("model_service_worker.py") for part in process.cmdline())
