@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from model_store.archive import KINDS, ArchiveError, build_archive, model_config
+from tests.conftest import REPO_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +43,9 @@ def test_archive_handler_imports_only_archive_files(archives, kind, tmp_path):
 
 def test_cpu_profile_config(archives):
     config = yaml.safe_load(archives["classifier"].read("model-config.yaml"))
-    assert config["batchSize"] == 8
-    assert config["maxBatchDelay"] == 5
+    expected = yaml.safe_load((REPO_ROOT / "model_store" / "config" / "fashion_classifier.yaml").read_text())["cpu"]
+    assert config["batchSize"] == expected["batchSize"]
+    assert config["maxBatchDelay"] == expected["maxBatchDelay"]
     assert config["minWorkers"] == config["maxWorkers"] == 1
     assert config["responseTimeout"] > 0
     assert config["handler"]["device"] == "cpu"
