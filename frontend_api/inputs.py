@@ -85,11 +85,13 @@ def decode_base64_image(text: str) -> bytes:
     return image
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """Reject a /v1/price request whose Content-Type is not JSON, before FastAPI parses the body.
 
     Without this check, curl's default form encoding reaches the body validator and
     gets a 422 stating that the body is not an object, which hides the real mistake.
+    The dependency is async only so that FastAPI runs it on the event loop, because
+    FastAPI sends a plain function to a worker thread on every request.
     """
     media_type = _media_type(request)
     if media_type != "application/json":
