@@ -70,3 +70,19 @@ def facade_price(rows: list[dict[str, str]]) -> RequestFactory:
         return RequestSpec("POST", "/v1/price", json=_present_fields(rows[index % len(rows)]))
 
     return make
+
+
+def torchserve_price(model_name: str, rows: list[dict[str, str]], fields: list[str]) -> RequestFactory:
+    """POST one real article's text as JSON to TorchServe's /predictions/<model_name>, as the facade does.
+
+    Like the facade, it sends only the `fields` the price model reads, because the
+    price handler rejects any other field.
+    """
+    _check_not_empty(rows, "text rows")
+    path = f"/predictions/{model_name}"
+
+    def make(index: int) -> RequestSpec:
+        row = _present_fields(rows[index % len(rows)])
+        return RequestSpec("POST", path, json={name: value for name, value in row.items() if name in fields})
+
+    return make

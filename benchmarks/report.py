@@ -164,6 +164,25 @@ def open_loop_section(served: dict) -> str:
     return "## Served, open loop (latency from the scheduled send time)\n\n" + table(headers, rows)
 
 
+# Column order of the CPU table: from the client through the stack to the model.
+CPU_ROLES = ("load generator", "facade", "TorchServe frontend (JVM)", "TorchServe model worker")
+
+
+def cpu_section(served: dict) -> str:
+    """Render the CPU ms per request of each process role for every closed-loop level that measured it."""
+    rows = []
+    for name, series in served.items():
+        for level in series["levels"]:
+            cpu = level.get("cpu_ms_per_request")
+            if level["mode"] != "closed" or not cpu:
+                continue
+            columns = [fmt(cpu.get(role), 2) for role in CPU_ROLES]
+            rows.append([name, str(level["concurrency"]), fmt(level["throughput_rps"]), *columns, fmt(sum(cpu.values()), 2)])
+    headers = ["series", "concurrency", "req/s", *(f"{role} ms" for role in CPU_ROLES), "total ms"]
+    title = "## CPU time per request (user + system, psutil, same windows as the closed-loop table)"
+    return title + "\n\n" + table(headers, rows)
+
+
 def handler_sweep_section(sweep: list[dict]) -> str:
     """Render the handler settings sweep: one row per configuration and concurrency."""
     rows = []
@@ -280,6 +299,8 @@ def render_markdown(results: dict) -> str:
     served = results.get("served") or {}
     if any(level["mode"] == "closed" for series in served.values() for level in series["levels"]):
         sections.append(closed_loop_section(served))
+    if any(level.get("cpu_ms_per_request") for series in served.values() for level in series["levels"]):
+        sections.append(cpu_section(served))
     if any(level["mode"] == "open" for series in served.values() for level in series["levels"]):
         sections.append(open_loop_section(served))
     if results.get("handler_sweep"):

@@ -294,9 +294,11 @@ def run_served(options: RunOptions, models: artifacts.ModelArtifacts, inputs: Be
     server = start_torchserve(store_dir, ("fashion_classifier", "price_regressor"), options.out_dir / "torchserve" / "default")
     facade = None
     try:
-        facade = Facade(server, list(price_fields_from_archive(price_archive)), options.out_dir / "logs" / "facade.log")
+        price_fields = list(price_fields_from_archive(price_archive))
+        facade = Facade(server, price_fields, options.out_dir / "logs" / "facade.log")
         endpoints = torchserve_endpoints(server)
         endpoints.facade_url = facade.url
+        endpoints.price_fields = price_fields
         endpoints.root_pids.append(facade.process.pid)
 
         memory_idle = stack_memory(endpoints.root_pids)

@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 from benchmarks import payloads
+from benchmarks.cpu import CpuMeter
 from benchmarks.inputs import BenchInputs
 from benchmarks.loadgen import LoadLimits, RequestFactory, run_closed_loop, run_open_loop
 from benchmarks.profiling import profile_during
@@ -38,18 +39,21 @@ def measure_closed_levels(
     endpoints: Endpoints,
     metrics_model: str | None,
 ) -> list[dict]:
-    """Measure each concurrency level in turn and attach the server-side split of its window."""
+    """Measure each concurrency level in turn and attach the server-side split and CPU time of its window."""
     levels = []
     for concurrency in concurrency_levels:
         marks = {}
+        cpu = CpuMeter(endpoints.root_pids)
 
         def mark() -> None:
             if endpoints.metrics is not None:
                 marks["start"] = endpoints.metrics.mark()
+            cpu.start()
 
         result = asyncio.run(run_closed_loop(base_url, make_request, concurrency, limits, headers, on_measure_start=mark))
         level = result.to_dict()
         level["server"] = _server_split(endpoints, marks, metrics_model, result.succeeded)
+        level["cpu_ms_per_request"] = cpu.per_request_ms(result.succeeded)
         levels.append(level)
     return levels
 
@@ -128,6 +132,25 @@ def torchserve_series(
     return series
 
 
+def torchserve_price_series(endpoints: Endpoints, inputs: BenchInputs, profile: Profile) -> dict[str, dict]:
+    """Measure the price model on TorchServe directly, so the report separates the facade's share of /v1/price."""
+    if endpoints.price_fields is None:
+        return {}
+    model = endpoints.price_model
+    logger.info("measuring %s on TorchServe directly", model)
+    levels = measure_closed_levels(
+        endpoints.torchserve_url,
+        payloads.torchserve_price(model, inputs.text_rows, endpoints.price_fields),
+        profile.price_concurrency,
+        limits_for(profile),
+        endpoints.torchserve_headers,
+        endpoints,
+        model,
+    )
+    description = "TorchServe, this project's price handler, one product per request"
+    return {"torchserve_price": _series(description, "torchserve", f"/predictions/{model}", "text", model, levels)}
+
+
 def open_loop_series(endpoints: Endpoints, inputs: BenchInputs, profile: Profile, closed: dict) -> dict[str, dict]:
     """Measure TorchServe at fixed request rates, as fractions of the closed-loop peak."""
     peak = peak_throughput(closed)
@@ -188,7 +211,7 @@ def facade_series(endpoints: Endpoints, inputs: BenchInputs, profile: Profile) -
 
 
 def served_series(endpoints: Endpoints, inputs: BenchInputs, profile: Profile) -> dict[str, dict]:
-    """Measure everything that runs against this project's stack: TorchServe direct, open loop, facade."""
+    """Measure everything that runs against this project's stack: TorchServe direct (both models), open loop, facade."""
     series = torchserve_series(
         endpoints,
         inputs,
@@ -198,6 +221,7 @@ def served_series(endpoints: Endpoints, inputs: BenchInputs, profile: Profile) -
         "TorchServe, this project's ONNX handler",
     )
     series.update(open_loop_series(endpoints, inputs, profile, series["torchserve_onnx"]))
+    series.update(torchserve_price_series(endpoints, inputs, profile))
     series.update(facade_series(endpoints, inputs, profile))
     return series
 

@@ -38,6 +38,8 @@ class Endpoints:
     facade_url: str | None = None
     classifier_model: str = "fashion_classifier"
     price_model: str = "price_regressor"
+    # Fields the price model reads (its manifest's); without them the direct price series is skipped.
+    price_fields: list[str] | None = None
     root_pids: list[int] = field(default_factory=list)
 
 

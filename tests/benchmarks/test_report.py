@@ -83,7 +83,19 @@ def known_results():
                     _level(16, 32.0, 450.0, 700.0, errors={"HTTP 503": 2}),
                 ]
             },
-            "facade_price": {"levels": [_level(8, 200.0, 9.0, 25.0)]},
+            "facade_price": {
+                "levels": [
+                    {
+                        **_level(8, 200.0, 9.0, 25.0),
+                        "cpu_ms_per_request": {
+                            "load generator": 1.0,
+                            "facade": 1.5,
+                            "TorchServe frontend (JVM)": 1.25,
+                            "TorchServe model worker": 0.25,
+                        },
+                    }
+                ]
+            },
         },
         "memory": {
             "processes": [
@@ -152,6 +164,7 @@ def test_markdown_contains_known_rows(known_results):
     assert "| ort_int8 | 4 | 60.0 | 100.0 | 120.0 |" in markdown
     assert "| int8 | 200 | 89.00 | 0.8701 |" in markdown
     assert "| total |  | 1200 | 1050 |" in markdown
+    assert "| facade_price | 8 | 200.0 | 1.00 | 1.50 | 1.25 | 0.25 | 4.00 |" in markdown
 
 
 def test_markdown_leaves_out_skipped_sections(known_results):
@@ -162,6 +175,7 @@ def test_markdown_leaves_out_skipped_sections(known_results):
 
     assert "## Accuracy" not in markdown
     assert "## Resident memory" not in markdown
+    assert "## CPU time per request" in markdown
     assert "| INT8 / FP32 raw ORT best batch throughput | 1.50 x | >= 1.8 x | missed by 16.7% |" in markdown
     assert "| FP32 top-1 minus INT8 top-1 on the validation split | n/a | <= 1 points | not measured |" in markdown
 

@@ -23,6 +23,7 @@ EXPECTED_SERIES = {
     "facade_classify_fullsize",
     "facade_predict",
     "facade_price",
+    "torchserve_price",
 }
 
 
@@ -80,6 +81,15 @@ def test_smoke_run_concurrency_levels(smoke_results):
     open_levels = smoke_results["served"]["torchserve_onnx_open"]["levels"]
     assert [level["mode"] for level in open_levels] == ["open"]
     assert open_levels[0]["target_rate"] > 0
+
+
+def test_smoke_run_measures_client_cpu(smoke_results):
+    # In attach mode the run knows no server pids, so only its own CPU time is measured.
+    for name in ("torchserve_onnx", "facade_price"):
+        for level in smoke_results["served"][name]["levels"]:
+            cpu = level["cpu_ms_per_request"]
+            assert set(cpu) == {"load generator"}, name
+            assert cpu["load generator"] > 0, name
 
 
 def test_smoke_run_reads_server_metrics(smoke_results):
