@@ -50,7 +50,7 @@ class PayloadTooLarge(FacadeError):
         size = f" ({declared_bytes} bytes)" if declared_bytes is not None else ""
         super().__init__(
             f"The request body{size} is larger than FPS_MAX_UPLOAD_BYTES={max_upload_bytes} bytes; "
-            "send a smaller photo (a JPEG at a lower resolution or quality)."
+            "send a smaller photo (a JPEG at a lower resolution or quality) or fewer products per request."
         )
 
 
@@ -138,6 +138,10 @@ def lookup_error_kind(error: BaseException) -> ErrorKind:
     return ERROR_TABLE[Exception]
 
 
+# FastAPI's detail for a JSON body that json.loads rejected with anything but a syntax error.
+BODY_PARSE_DETAIL = "There was an error parsing the body"
+
+
 def install_error_handlers(app: FastAPI, retry_after_s: int, max_upload_bytes: int) -> None:
     """Register one handler for every exception class in ERROR_TABLE."""
 
@@ -148,6 +152,10 @@ def install_error_handlers(app: FastAPI, retry_after_s: int, max_upload_bytes: i
         # FastAPI reports a JSON body that does not parse as a validation error; it is a malformed body.
         if isinstance(error, RequestValidationError):
             error = _json_decode_error(error) or error
+        # FastAPI turns every other failure to read a JSON body (not UTF-8, nested too
+        # deeply, a number too long) into a bare 400 that names no cause.
+        if isinstance(error, StarletteHTTPException) and error.detail == BODY_PARSE_DETAIL and error.__cause__:
+            error = unreadable_json(error.__cause__)
         return error_response(error, retry_after_s)
 
     for cls in ERROR_TABLE:
@@ -181,6 +189,18 @@ def _describe(error: BaseException) -> tuple[str, list[FieldError]]:
     if isinstance(error, StarletteHTTPException):
         return str(error.detail), []
     return "Internal error in the facade; the request id in this response identifies it in the logs.", []
+
+
+def unreadable_json(cause: BaseException) -> MalformedRequest:
+    """Describe a body that json.loads rejected for a reason other than a syntax error."""
+    if isinstance(cause, UnicodeDecodeError):
+        return MalformedRequest(f"The body is not UTF-8 text ({cause.reason}); send JSON encoded as UTF-8.")
+    # json.loads rejects valid JSON nested thousands of levels deep (RecursionError) and
+    # integers longer than 4,300 digits (ValueError).
+    return MalformedRequest(
+        "The body is JSON that cannot be read: it is nested too deeply or contains a number that is too long. "
+        "Send flat JSON with short numbers."
+    )
 
 
 def _json_decode_error(error: RequestValidationError) -> MalformedRequest | None:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from frontend_api.errors import InvalidInput, MalformedRequest, UnsupportedMediaType
+from frontend_api.errors import InvalidInput, MalformedRequest, UnsupportedMediaType, unreadable_json
 from frontend_api.schemas import MAX_TEXT_CHARS, ClassifyJsonRequest, PredictJsonRequest, ProductText
 
 IMAGE_FIELD = "image"
@@ -139,6 +139,8 @@ async def _image_from_form(form: FormData) -> bytes:
     parts = form.getlist(IMAGE_FIELD)
     if not parts:
         raise InvalidInput(IMAGE_FIELD, f"missing; attach the photo as a file part, e.g. curl -F {IMAGE_FIELD}=@photo.jpg")
+    if len(parts) > 1:
+        raise InvalidInput(IMAGE_FIELD, f"sent {len(parts)} times; attach exactly one photo")
     part = parts[0]
     if not isinstance(part, UploadFile):
         raise InvalidInput(
@@ -147,7 +149,7 @@ async def _image_from_form(form: FormData) -> bytes:
 
     image = await part.read()
     if not image:
-        raise InvalidInput(IMAGE_FIELD, "the file is empty; attach a JPEG, PNG or WebP photo")
+        raise InvalidInput(IMAGE_FIELD, "the file is empty; attach the photo file itself")
     return image
 
 
@@ -174,12 +176,21 @@ async def _read_json_object(request: Request) -> dict:
         raise MalformedRequest(
             f"The body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}."
         ) from error
-    except UnicodeDecodeError as error:
-        raise MalformedRequest(f"The body is not UTF-8 text ({error.reason}); send JSON encoded as UTF-8.") from error
+    except (RecursionError, ValueError) as error:
+        # UnicodeDecodeError is a ValueError too, so all three causes get their message there.
+        raise unreadable_json(error) from error
 
     if not isinstance(payload, dict):
-        raise InvalidInput("body", f"must be a JSON object, got a JSON {type(payload).__name__}")
+        raise InvalidInput("body", f"must be a JSON object, got {_json_type(payload)}")
     return payload
+
+
+def _json_type(value: object) -> str:
+    """Name a parsed JSON value by its JSON type, e.g. 'an array' or 'null'."""
+    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    if value is None:
+        return "null"
+    return names.get(type(value), type(value).__name__)
 
 
 def _validate(model: type[ModelT], data: dict) -> ModelT:

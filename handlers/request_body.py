@@ -51,6 +51,13 @@ def parse_json(value: object) -> object:
             return json.loads(value)
         except json.JSONDecodeError as error:
             raise InvalidInputError(f"The request body is not valid JSON: {error.msg} at position {error.pos}.") from error
+        except (RecursionError, ValueError) as error:
+            # Valid JSON that json.loads rejects: nesting thousands of levels deep
+            # (RecursionError) or an integer longer than 4,300 digits (ValueError).
+            raise InvalidInputError(
+                "The request body is JSON that cannot be read: it is nested too deeply or contains a number "
+                "that is too long. Send flat JSON with short numbers."
+            ) from error
 
     return value
 

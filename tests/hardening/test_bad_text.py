@@ -9,6 +9,7 @@ names the field. No case may produce a 5xx or restart the price worker.
 import json
 import math
 
+import httpx
 import pytest
 
 from frontend_api.archives import read_archive_manifest
@@ -194,6 +195,43 @@ def test_invalid_utf8_is_4xx(facade_client):
     )
 
     assert 400 <= response.status_code < 500, response.text
+
+
+# Valid JSON that json.loads still rejects: json.loads raises
+# RecursionError for deep nesting and ValueError for integers over 4,300 digits.
+UNREADABLE_JSON = {
+    "nested-100k-deep": b"[" * 100_000 + b"]" * 100_000,
+    "integer-5001-digits": b'{"name": "Sweater", "description": "", "colour": ' + b"1" * 5001 + b"}",
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNREADABLE_JSON))
+@pytest.mark.parametrize("path", ["/v1/price", "/v1/classify", "/v1/predict"])
+def test_unreadable_json_is_400(path, case, facade_client):
+    response = facade_client.post(path, content=UNREADABLE_JSON[case], headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "malformed_request"
+    assert "nested too deeply" in response.json()["message"]
+
+
+@pytest.mark.parametrize("case", sorted(UNREADABLE_JSON))
+def test_unreadable_json_on_torchserve_is_400(case, torchserve):
+    url = f"{torchserve.inference_url}/predictions/{PRICE_MODEL}"
+    headers = {**torchserve.inference_headers(), "Content-Type": "application/json"}
+
+    response = httpx.post(url, content=UNREADABLE_JSON[case], headers=headers, timeout=60)
+
+    assert response.status_code == 400, response.text
+    assert "nested too deeply" in response.json()["message"]
+
+
+def test_invalid_utf8_names_the_encoding(facade_client):
+    response = facade_client.post("/v1/price", content=b'{"name": "Pull \xe9t\xe9"}', headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "malformed_request"
+    assert "UTF-8" in response.json()["message"]
 
 
 # --- /v1/predict with awkward text ---------------------------------------------------

@@ -48,6 +48,18 @@ def test_zero_byte_upload_is_422(path, product_fields, facade_client):
 
 
 @pytest.mark.parametrize("path", ["/v1/classify", "/v1/predict"])
+def test_two_image_parts_are_422(path, photo_bytes, product_fields, facade_client):
+    photo = ("photo.jpg", photo_bytes, "image/jpeg")
+    data = product_fields if path == "/v1/predict" else None
+
+    response = facade_client.post(path, files=[("image", photo), ("image", photo)], data=data)
+
+    assert response.status_code == 422, response.text
+    assert field_names(response) == ["image"]
+    assert "2 times" in response.json()["message"]
+
+
+@pytest.mark.parametrize("path", ["/v1/classify", "/v1/predict"])
 def test_missing_file_field_is_422(path, photo_bytes, product_fields, facade_client):
     # The photo arrives under another part name, next to the product text for /v1/predict.
     parts = [('Content-Disposition: form-data; name="photo"; filename="photo.jpg"', photo_bytes)]
