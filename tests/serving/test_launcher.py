@@ -36,6 +36,7 @@ def test_config_secure_defaults(tmp_path):
     assert rendered["enable_model_api"] == "false"
     assert rendered["disable_token_authorization"] == "false"
     assert "-Xmx512m" in rendered["vmargs"].split()
+    assert "-XX:+UseSerialGC" in rendered["vmargs"].split()
     assert rendered["max_request_size"] == str(10 * 1024 * 1024)
     assert rendered["load_models"] == "fashion_classifier=fashion_classifier.mar,price_regressor=price_regressor.mar"
     allowed = re.compile(rendered["allowed_urls"])
