@@ -11,6 +11,7 @@ stops first and TorchServe after it.
 import argparse
 import asyncio
 import logging
+import multiprocessing
 import shlex
 import shutil
 import signal
@@ -30,6 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_STORE = REPO_ROOT / "model_store"
 DEFAULT_WORK_DIR = REPO_ROOT / "runs" / "stack"
 ARCHIVE_NAMES = ("fashion_classifier.mar", "price_regressor.mar")
+BUILD_STOP_TIMEOUT_S = 10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -106,15 +108,40 @@ def _exit_on_sigterm(signum, frame) -> None:
 
 
 def ensure_archives(args: argparse.Namespace) -> None:
-    """Build both archives into --model-store unless they exist (always with --full or --rebuild)."""
+    """Build both archives into --model-store unless they exist (always with --full or --rebuild).
+
+    The build runs in a child process. Training imports torch, which would otherwise
+    stay in this process, the facade's, for its whole life (1.1 to 1.3 GB of RSS
+    measured, instead of about 70 MB).
+    """
     store = args.model_store
     present = all((store / name).is_file() for name in ARCHIVE_NAMES)
     if present and not (args.rebuild or args.full):
         logger.info("serving the archives in %s (pass --rebuild to build new ones)", store)
         return
 
+    child = multiprocessing.get_context("spawn").Process(target=_build_archives, args=(args,), name="build-archives")
+    child.start()
+    try:
+        child.join()
+    finally:
+        # The child is still alive only when this process exits early, e.g. after SIGTERM.
+        if child.is_alive():
+            child.terminate()
+            child.join(BUILD_STOP_TIMEOUT_S)
+    if child.exitcode != 0:
+        logger.error("building the model archives failed (exit code %s); see the log above", child.exitcode)
+        raise SystemExit(1)
+
+
+def _build_archives(args: argparse.Namespace) -> None:
+    """Train, export and archive the models; runs in the child process that ensure_archives starts."""
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    _log_to_console("model_store", "training", "export", level=settings.log_level)
     from frontend_api import model_build
 
+    store = args.model_store
     if args.full:
         work = args.work_dir / "full"
         classifier_run = args.classifier_run or work / "classifier"

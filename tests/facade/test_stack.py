@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from training.labels import PRODUCT_GROUPS
@@ -113,6 +114,10 @@ def test_stack_builds_serves_and_stops(stack_process):
     assert body["category"]["label"] in PRODUCT_GROUPS
     assert body["price"]["value"] >= 0
     assert body["product_group_source"] == "classifier"
+
+    # The build trains with torch in a child process, so the serving process never loads it.
+    libraries = {Path(region.path).name for region in psutil.Process(process.pid).memory_maps()}
+    assert not any(name.startswith("libtorch") for name in libraries), "the stack process loaded torch"
 
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=STOP_TIMEOUT_S) == 0, output.tail()
