@@ -176,7 +176,9 @@ def cpu_section(served: dict) -> str:
             cpu = level.get("cpu_ms_per_request")
             if level["mode"] != "closed" or not cpu:
                 continue
-            columns = [fmt(cpu.get(role), 2) for role in CPU_ROLES]
+            # A direct TorchServe series does not pass the facade, so its idle facade gets a blank cell.
+            skipped = {"facade"} if series.get("target") == "torchserve" else set()
+            columns = ["" if role in skipped else fmt(cpu.get(role), 2) for role in CPU_ROLES]
             rows.append([name, str(level["concurrency"]), fmt(level["throughput_rps"]), *columns, fmt(sum(cpu.values()), 2)])
     headers = ["series", "concurrency", "req/s", *(f"{role} ms" for role in CPU_ROLES), "total ms"]
     title = "## CPU time per request (user + system, psutil, same windows as the closed-loop table)"

@@ -74,7 +74,7 @@ def build_stock_archive(
     export_dir: Path,
     *,
     batch_size: int = 4,
-    max_batch_delay_ms: int = 5,
+    max_batch_delay_ms: int = 1,
     workers: int = 1,
     response_timeout_s: int = 120,
     model_name: str = STOCK_MODEL_NAME,

@@ -17,7 +17,10 @@ attribute. A handler that does use torch (the stock `image_classifier` handler i
 the benchmarks) therefore loads it then and works as before.
 `importlib.util.LazyLoader` does not help on Python 3.11, because the `import`
 statement itself reads `__spec__` from the module, which triggers its load.
-Set FPS_TS_LAZY_TORCH=false to import torch at start again.
+Set FPS_TS_LAZY_TORCH to false, 0, no or off to import torch at start again.
+
+NOTE: Python imports only the first sitecustomize on sys.path, so this file hides
+any other sitecustomize (coverage.py's, a distribution's) from TorchServe's processes.
 """
 
 import importlib
@@ -57,6 +60,8 @@ def defer_import(name: str) -> None:
     sys.modules[name] = placeholder
 
 
-if os.environ.get("FPS_TS_LAZY_TORCH", "true").strip().lower() != "false":
+OFF_VALUES = ("false", "0", "no", "off")
+
+if os.environ.get("FPS_TS_LAZY_TORCH", "true").strip().lower() not in OFF_VALUES:
     for _name in DEFERRED_MODULES:
         defer_import(_name)

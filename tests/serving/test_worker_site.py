@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from model_store.torchserve import WORKER_SITE_DIR
 
 
@@ -34,6 +36,7 @@ def test_submodule_imports_load_torch():
     assert run_with_worker_site(code) == "torch.nn.functional Linear module"
 
 
-def test_switch_off_loads_torch_eagerly():
+@pytest.mark.parametrize("value", ["false", "0", "no", "OFF"])
+def test_switch_off_loads_torch_eagerly(value):
     code = "import sys, torch\nprint(type(torch).__name__, 'torch._C' in sys.modules)\n"
-    assert run_with_worker_site(code, lazy="false") == "module True"
+    assert run_with_worker_site(code, lazy=value) == "module True"
