@@ -59,7 +59,7 @@ def decode_image(
     if not data:
         raise InvalidInputError("The image is empty; send the bytes of a JPEG, PNG or WebP file.")
 
-    image = _open(data)
+    image = _open(data, max_pixels)
     _check_pixel_count(image, max_pixels)
 
     if getattr(image, "n_frames", 1) > 1:
@@ -69,12 +69,12 @@ def decode_image(
     if draft_size is not None and image.format in ("JPEG", "MPO") and image.width * image.height > draft_min_pixels:
         image.draft("RGB", draft_size)
 
-    _load(image)
+    _load(image, max_pixels)
     image = _apply_exif_orientation(image)
     return to_rgb(image)
 
 
-def _open(data: bytes) -> Image.Image:
+def _open(data: bytes, max_pixels: int) -> Image.Image:
     try:
         return Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
     except UnidentifiedImageError as error:
@@ -83,7 +83,9 @@ def _open(data: bytes) -> Image.Image:
             f"send one of {', '.join(SUPPORTED_FORMATS)}."
         ) from error
     except Image.DecompressionBombError as error:
-        raise PayloadTooLargeError(f"The image has too many pixels ({error}); downscale it before uploading.") from error
+        # Pillow's own check fires at twice its MAX_IMAGE_PIXELS, before _check_pixel_count
+        # can run, so the message names the handler's limit instead of Pillow's.
+        raise _too_many_pixels(max_pixels) from error
     except (OSError, SyntaxError, ValueError) as error:
         raise InvalidInputError(f"The image header is corrupt ({error}); upload the original file again.") from error
 
@@ -101,11 +103,18 @@ def _check_pixel_count(image: Image.Image, max_pixels: int) -> None:
         )
 
 
-def _load(image: Image.Image) -> None:
+def _too_many_pixels(max_pixels: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
+        f"The image has more pixels than the limit of {max_pixels}; "
+        "downscale it before uploading (a long side of 2000 pixels is plenty)."
+    )
+
+
+def _load(image: Image.Image, max_pixels: int) -> None:
     try:
         image.load()
     except Image.DecompressionBombError as error:
-        raise PayloadTooLargeError(f"The image has too many pixels ({error}); downscale it before uploading.") from error
+        raise _too_many_pixels(max_pixels) from error
     except (OSError, SyntaxError, ValueError) as error:
         # Pillow reports a truncated file as OSError("image file is truncated ...").
         raise InvalidInputError(
