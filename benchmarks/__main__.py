@@ -24,14 +24,12 @@ from benchmarks.report import write_report
 from benchmarks.runner import STEPS, RunOptions, run_attached, run_managed
 from benchmarks.servermetrics import MetricsEndpoint, MetricsLog
 from benchmarks.stack import Endpoints
-from frontend_api.settings import HM_PRICE_FIELDS
+from frontend_api.settings import Settings
 from training.data import REPO_ROOT
 
 logger = logging.getLogger("benchmarks")
 
 KEY_ENV = "FPS_TORCHSERVE_INFERENCE_KEY"
-# The facade's variable for the price model's input fields; attach mode sends the same fields directly.
-PRICE_FIELDS_ENV = "FPS_PRICE_FIELDS"
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -108,13 +106,13 @@ def _attach_endpoints(args) -> Endpoints:
         metrics = MetricsLog(args.metrics_log_dir)
     elif args.metrics_url is not None:
         metrics = MetricsEndpoint(args.metrics_url)
-    fields = os.environ.get(PRICE_FIELDS_ENV, ",".join(HM_PRICE_FIELDS))
+    # The direct price series sends the fields the facade sends: FPS_PRICE_FIELDS, read by the facade's settings.
     return Endpoints(
         torchserve_url=args.torchserve_url,
         torchserve_headers=headers,
         metrics=metrics,
         facade_url=args.facade_url,
-        price_fields=[name.strip() for name in fields.split(",") if name.strip()],
+        price_fields=list(Settings().price_fields),
     )
 
 

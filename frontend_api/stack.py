@@ -82,8 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run the stack until interrupted; returns the process exit code."""
     settings = Settings(**{key: getattr(args, key) for key in ("host", "port") if getattr(args, key) is not None})
-    configure_logging(settings.log_level, settings.log_format)
-    _log_to_console("model_store", "training", "export", level=settings.log_level)
+    _configure_logging(settings)
 
     if shutil.which("java") is None:
         print("Java 17 was not found. TorchServe's frontend is a Java program; install it first, "
@@ -101,6 +100,12 @@ def main(args: argparse.Namespace) -> int:
     except SystemExit as stop:
         return 0 if stop.code in (None, 0) else int(stop.code)
     return 0
+
+
+def _configure_logging(settings: Settings) -> None:
+    """Log the facade and, on the console, the model build and TorchServe launcher steps."""
+    configure_logging(settings.log_level, settings.log_format)
+    _log_to_console("model_store", "training", "export", level=settings.log_level)
 
 
 def _exit_on_sigterm(signum, frame) -> None:
@@ -136,9 +141,7 @@ def ensure_archives(args: argparse.Namespace) -> None:
 
 def _build_archives(args: argparse.Namespace) -> None:
     """Train, export and archive the models; runs in the child process that ensure_archives starts."""
-    settings = Settings()
-    configure_logging(settings.log_level, settings.log_format)
-    _log_to_console("model_store", "training", "export", level=settings.log_level)
+    _configure_logging(Settings())
     from frontend_api import model_build
 
     store = args.model_store
