@@ -84,7 +84,7 @@ def test_smoke_run_concurrency_levels(smoke_results):
 
 
 def test_smoke_run_measures_client_cpu(smoke_results):
-    # In attach mode the run knows no server pids, so only its own CPU time is measured.
+    # In attach mode the run has no server pids, so only its own CPU time is measured.
     for name in ("torchserve_onnx", "facade_price"):
         for level in smoke_results["served"][name]["levels"]:
             cpu = level["cpu_ms_per_request"]

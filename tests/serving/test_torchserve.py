@@ -232,8 +232,8 @@ def test_listeners_bound_to_loopback(torchserve):
 
 
 def test_workers_answer_without_loading_torch(torchserve, client, photos):
-    # model_store/worker_site/sitecustomize.py defers TorchServe's `import torch`; the
-    # ONNX Runtime handlers must answer without anything loading it after all.
+    # model_store/worker_site/sitecustomize.py defers TorchServe's `import torch`, and the
+    # ONNX Runtime handlers must respond without anything loading torch after all.
     assert client.post("/predictions/fashion_classifier", content=photos[0].read_bytes()).status_code == 200
     assert client.post("/predictions/price_regressor", json={"name": "Rebecca shirt"}).status_code == 200
 
