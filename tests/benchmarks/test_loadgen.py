@@ -1,6 +1,7 @@
 """Load generator tests against a small real HTTP server on 127.0.0.1."""
 
 import asyncio
+import json
 import socket
 import threading
 import time
@@ -22,8 +23,9 @@ class _CountingHandler(BaseHTTPRequestHandler):
     def do_POST(self):
         server = self.server
         length = int(self.headers.get("Content-Length", 0))
-        self.rfile.read(length)
+        body = self.rfile.read(length)
         with server.lock:
+            server.bodies.append((self.headers.get("Content-Type", ""), body))
             server.received += 1
             server.in_flight += 1
             server.max_in_flight = max(server.max_in_flight, server.in_flight)
@@ -49,6 +51,7 @@ def counting_server():
     server.daemon_threads = True
     server.lock = threading.Lock()
     server.received = 0
+    server.bodies = []
     server.in_flight = 0
     server.max_in_flight = 0
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -106,6 +109,28 @@ def test_closed_loop_counts_http_errors(counting_server):
     assert result.to_dict()["latency"]["p50_ms"] is None
 
 
+def test_each_body_kind_arrives_as_sent(counting_server):
+    specs = [
+        RequestSpec("POST", "/ok", content=b"\xff\xd8raw", headers={"Content-Type": "application/octet-stream"}),
+        RequestSpec("POST", "/ok", json={"name": "Tee", "description": "cotton"}),
+        RequestSpec("POST", "/ok", files={"image": ("tee.jpg", b"\xff\xd8photo", "image/jpeg")}, data={"name": "Tee"}),
+    ]
+    limits = LoadLimits(warmup_s=0, duration_s=30.0, max_requests=len(specs))
+
+    result = asyncio.run(run_closed_loop(_url(counting_server), lambda index: specs[index], 1, limits))
+
+    assert result.succeeded == 3
+    (raw_type, raw), (json_type, json_body), (form_type, form) = counting_server.bodies
+    assert (raw_type, raw) == ("application/octet-stream", b"\xff\xd8raw")
+    assert json_type.startswith("application/json")
+    assert json.loads(json_body) == {"name": "Tee", "description": "cotton"}
+    assert form_type.startswith("multipart/form-data; boundary=")
+    assert b'name="image"; filename="tee.jpg"' in form
+    assert b"\xff\xd8photo" in form
+    assert b'name="name"' in form
+    assert b"Tee" in form
+
+
 def test_closed_loop_counts_connection_errors():
     # Bind and close a socket to get a port on which nothing listens.
     with socket.socket() as probe:
@@ -115,7 +140,7 @@ def test_closed_loop_counts_connection_errors():
 
     result = asyncio.run(run_closed_loop(f"http://127.0.0.1:{port}", _post("/ok"), 1, limits))
 
-    assert dict(result.errors) == {"ConnectError": 3}
+    assert dict(result.errors) == {"ClientConnectorError": 3}
 
 
 def test_open_loop_sends_rate_times_duration(counting_server):
