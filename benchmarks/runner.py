@@ -73,7 +73,7 @@ def machine_info() -> dict:
                 break
 
     versions = {}
-    for package in ("torch", "onnxruntime", "torchserve", "fastapi", "uvicorn", "httpx"):
+    for package in ("torch", "onnxruntime", "torchserve", "fastapi", "uvicorn", "aiohttp"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The H&M price schema, the one the bundled demo models are trained on. It is the
@@ -41,7 +41,8 @@ DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 class Settings(BaseSettings):
     """Facade configuration. Each field is read from FPS_<FIELD NAME IN UPPER CASE>."""
 
-    model_config = SettingsConfigDict(env_prefix="FPS_", extra="ignore")
+    # hide_input_in_errors keeps a rejected TorchServe key out of the error message and the logs.
+    model_config = SettingsConfigDict(env_prefix="FPS_", extra="ignore", hide_input_in_errors=True)
 
     host: str = Field("127.0.0.1", description="Address the facade listens on.")
     port: int = Field(8000, ge=0, le=65535, description="Port the facade listens on (0 picks a free port).")
@@ -77,8 +78,22 @@ class Settings(BaseSettings):
     )
 
     connect_timeout_s: float = Field(1.0, gt=0, description="Timeout in seconds for opening a connection to TorchServe.")
-    read_timeout_s: float = Field(30.0, gt=0, description="Timeout in seconds for a TorchServe response.")
-    max_connections: int = Field(64, ge=1, description="Size of the connection pool to TorchServe.")
+    read_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "Timeout in seconds for a TorchServe response. A whole call, sending the request included, "
+            "gets FPS_CONNECT_TIMEOUT_S + FPS_READ_TIMEOUT_S."
+        ),
+    )
+    max_connections: int = Field(
+        64,
+        ge=1,
+        description=(
+            "Maximum number of connections to TorchServe. A call that finds all of them busy for "
+            "FPS_CONNECT_TIMEOUT_S gets 503. /v1/predict with a product_group uses two at once."
+        ),
+    )
     retry_after_s: int = Field(1, ge=0, description="Value of the Retry-After header on 503 responses, in seconds.")
 
     max_upload_bytes: int = Field(
@@ -118,9 +133,23 @@ class Settings(BaseSettings):
 
     @field_validator("torchserve_inference_key", "torchserve_management_key", mode="before")
     @classmethod
-    def _empty_key_is_none(cls, value: object) -> object:
+    def _clean_key(cls, value: object, info: ValidationInfo) -> object:
+        """Strip whitespace around a key and reject one that cannot be sent in an HTTP header."""
+        if not isinstance(value, str):
+            return value
+
+        # A key read from a secret file often ends with a newline.
+        key = value.strip()
         # An empty FPS_..._KEY means "no key" (token authorization off), not an empty Bearer token.
-        return None if value == "" else value
+        if not key:
+            return None
+        if not key.isprintable():
+            variable = f"FPS_{info.field_name.upper()}"
+            raise ValueError(
+                f"{variable} contains a control character, so it cannot be sent in the Authorization header. "
+                "Set it to the key in TorchServe's key_file.json"
+            )
+        return key
 
     @field_validator("torchserve_inference_url", "torchserve_management_url")
     @classmethod

@@ -12,6 +12,7 @@ call took 59% of the facade's time, a quarter of that in its pool's per-request 
 every open connection.
 """
 
+import asyncio
 import json
 import logging
 import time
@@ -43,9 +44,21 @@ TIMEOUT_STATUSES = {408, 504}
 # type instead of 401, so the status alone would blame the client for the facade's key.
 KEY_REJECTED_TYPE = "InvalidKeyException"
 
+
+
+class ConnectionsBusy(Exception):
+    """Every one of the FPS_MAX_CONNECTIONS connections to TorchServe stayed busy for FPS_CONNECT_TIMEOUT_S."""
+
+    def __init__(self, max_connections: int, waited_s: float):
+        super().__init__(
+            f"all FPS_MAX_CONNECTIONS={max_connections} connections to TorchServe were busy for {waited_s} s"
+        )
+        self.max_connections = max_connections
+
+
 # Exceptions of a call to TorchServe that failed before a status arrived. aiohttp's
 # timeout errors are ClientErrors and TimeoutErrors, and a total timeout is a plain TimeoutError.
-TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
+TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, ConnectionsBusy)
 
 _OUTCOME_BY_ERROR = {
     UpstreamRejected: "rejected",
@@ -99,14 +112,18 @@ class TorchServeClient:
     def __init__(self, settings: Settings, metrics: Metrics):
         self._settings = settings
         self._metrics = metrics
-        # `connect` bounds the wait for a free pooled connection plus the time to open a new one.
-        # `sock_read` bounds each wait for response bytes, so a slow model gets a 504.
+        # `sock_read` bounds each wait for response bytes, so a slow model gets a 504. aiohttp
+        # starts that clock only after the whole request is sent, so `total` also bounds a
+        # TorchServe that stops reading a large upload.
         timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=settings.connect_timeout_s,
+            total=settings.connect_timeout_s + settings.read_timeout_s,
             sock_connect=settings.connect_timeout_s,
             sock_read=settings.read_timeout_s,
         )
+        # The semaphore admits at most max_connections calls, so aiohttp's own pool never
+        # makes a call wait. A call that cannot get a slot gets its own error, because
+        # aiohttp reports a pool wait and a refused connection with the same timeout.
+        self._slots = asyncio.Semaphore(settings.max_connections)
         connector = aiohttp.TCPConnector(limit=settings.max_connections)
         # trust_env=False: a proxy from HTTP_PROXY must never sit between the facade and TorchServe.
         self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False)
@@ -185,7 +202,7 @@ class TorchServeClient:
             response = await self._send("POST", url, headers, content)
             body = _check_response(response, model, call)
         except TRANSPORT_ERRORS as error:
-            failure = _transport_error(error, model, call, url)
+            failure = _transport_error(error, model, call, url, self._settings.read_timeout_s)
             self._record_failure(failure, started)
             raise failure from error
         except UpstreamError as failure:
@@ -197,8 +214,21 @@ class TorchServeClient:
 
     async def _send(self, method: str, url: str, headers: dict[str, str], content: bytes | None = None) -> "Reply":
         """Send one request and read the whole response body before the connection goes back to the pool."""
-        async with self._session.request(method, url, data=content, headers=headers) as response:
-            return Reply(status=response.status, body=await response.read())
+        await self._acquire_slot()
+        try:
+            async with self._session.request(method, url, data=content, headers=headers) as response:
+                return Reply(status=response.status, body=await response.read())
+        finally:
+            self._slots.release()
+
+    async def _acquire_slot(self) -> None:
+        """Wait up to FPS_CONNECT_TIMEOUT_S for one of the FPS_MAX_CONNECTIONS connection slots."""
+        waited_s = self._settings.connect_timeout_s
+        try:
+            async with asyncio.timeout(waited_s):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise ConnectionsBusy(self._settings.max_connections, waited_s) from None
 
     def _record_failure(self, failure: UpstreamError, started: float) -> None:
         outcome = _OUTCOME_BY_ERROR.get(type(failure), "failed")
@@ -251,10 +281,16 @@ def _check_response(response: Reply, model: str, call: str) -> object:
     raise UpstreamFailed(f"Model '{model}' failed on TorchServe ({status}: {detail}).", model, call, status)
 
 
-def _transport_error(error: Exception, model: str, call: str, url: str) -> UpstreamError:
+def _transport_error(error: Exception, model: str, call: str, url: str, read_timeout_s: float) -> UpstreamError:
     """Turn an aiohttp failure into the UpstreamError whose ERROR_TABLE entry fits it."""
     reason = _describe_transport(error)
-    # ConnectionTimeoutError covers both opening a connection and waiting for a free one in the pool.
+    if isinstance(error, ConnectionsBusy):
+        return ModelUnavailable(
+            f"The facade could not call model '{model}': {error}. Retry later, or raise FPS_MAX_CONNECTIONS "
+            "if TorchServe has spare capacity.",
+            model,
+            call,
+        )
     if isinstance(error, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):
         return ModelUnavailable(
             f"TorchServe is not reachable at {url} ({reason}); retry later or check that TorchServe is running.",
@@ -263,7 +299,9 @@ def _transport_error(error: Exception, model: str, call: str, url: str) -> Upstr
         )
     if isinstance(error, TimeoutError):
         return UpstreamTimeout(
-            f"Model '{model}' sent no response within FPS_READ_TIMEOUT_S ({reason}).", model, call
+            f"Model '{model}' sent no complete response within FPS_READ_TIMEOUT_S={read_timeout_s} s ({reason}).",
+            model,
+            call,
         )
     # The connection broke mid-request, which happens when TorchServe stops.
     return ModelUnavailable(f"The connection to TorchServe at {url} failed ({reason}); retry later.", model, call)
