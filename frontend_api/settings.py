@@ -87,11 +87,12 @@ class Settings(BaseSettings):
         ),
     )
     max_connections: int = Field(
-        64,
+        128,
         ge=1,
         description=(
             "Maximum number of connections to TorchServe. A call that finds all of them busy for "
-            "FPS_CONNECT_TIMEOUT_S gets 503. /v1/predict with a product_group uses two at once."
+            "FPS_CONNECT_TIMEOUT_S gets 503. /v1/predict with a product_group uses two at once, so the "
+            "default is twice FPS_MAX_CONCURRENT_REQUESTS."
         ),
     )
     retry_after_s: int = Field(1, ge=0, description="Value of the Retry-After header on 503 responses, in seconds.")
