@@ -45,7 +45,6 @@ TIMEOUT_STATUSES = {408, 504}
 KEY_REJECTED_TYPE = "InvalidKeyException"
 
 
-
 class ConnectionsBusy(Exception):
     """Every one of the FPS_MAX_CONNECTIONS connections to TorchServe stayed busy for FPS_CONNECT_TIMEOUT_S."""
 
@@ -53,11 +52,10 @@ class ConnectionsBusy(Exception):
         super().__init__(
             f"all FPS_MAX_CONNECTIONS={max_connections} connections to TorchServe were busy for {waited_s} s"
         )
-        self.max_connections = max_connections
 
 
-# Exceptions of a call to TorchServe that failed before a status arrived. aiohttp's
-# timeout errors are ClientErrors and TimeoutErrors, and a total timeout is a plain TimeoutError.
+# Exceptions of a call that failed before TorchServe sent a status: aiohttp's errors, the
+# plain TimeoutError that aiohttp raises for the total timeout, and the facade's ConnectionsBusy.
 TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, ConnectionsBusy)
 
 _OUTCOME_BY_ERROR = {
@@ -212,7 +210,7 @@ class TorchServeClient:
         self._metrics.observe_upstream(model, call, "ok", time.perf_counter() - started)
         return body
 
-    async def _send(self, method: str, url: str, headers: dict[str, str], content: bytes | None = None) -> "Reply":
+    async def _send(self, method: str, url: str, headers: dict[str, str], content: bytes | None = None) -> Reply:
         """Send one request and read the whole response body before the connection goes back to the pool."""
         await self._acquire_slot()
         try:
